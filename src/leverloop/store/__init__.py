@@ -1,0 +1,1 @@
+"""Storage adapters: engine, migrations, repositories (SQLAlchemy over PostgreSQL)."""
