@@ -48,4 +48,8 @@ def test_edge_raw_ranks_cells_like_the_true_edge_and_zero_edges_sit_near_zero(ct
     # are nearly gone: "nonzero" alone would mostly be noise-level cells too)
     material = np.abs(true) >= 0.1
     assert material.sum() >= 50
+    print(
+        f"cells n>={MIN_SUPPORT}: {edge.size}, Spearman {rho:.3f}; mean |edge_raw| zero-edge "
+        f"{np.abs(edge[zero]).mean():.4f} ({zero.sum()} cells), material {np.abs(edge[material]).mean():.4f}"
+    )
     assert np.abs(edge[zero]).mean() <= np.abs(edge[material]).mean() / 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 import pytest
@@ -14,6 +13,7 @@ from leverloop.pipeline.context import Context
 from leverloop.simulator import SimConfig, simulate
 from leverloop.simulator.writer import write_outcomes
 from leverloop.store import configs
+from tests.e2e.artifacts import artifact_keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 CONFIG = SimConfig(seed=5, outcomes=15_000, days=28)
@@ -24,13 +24,6 @@ GATES = GatePolicy(on_exceed="approve")
 def _versions(ctx: Context) -> list[int]:
     with ctx.engine.connect() as conn:
         return [v.version for v in configs.history(conn)]
-
-
-async def _artifact_keys() -> set[str]:
-    from prefect.client.orchestration import get_client
-
-    async with get_client() as client:
-        return {a.key for a in await client.read_artifacts() if a.key}
 
 
 def test_loop_publishes_on_new_evidence_and_only_then(ctx: Context):
@@ -72,7 +65,7 @@ def test_loop_publishes_on_new_evidence_and_only_then(ctx: Context):
             assert lever.low <= value <= lever.high
     assert runs == {"published": 2, "no_new_evidence": 2}
     assert history > 0
-    assert "learning-loop-summary" in asyncio.run(_artifact_keys())
+    assert artifact_keys({"learning-loop-summary"}) == {"learning-loop-summary"}
 
 
 def _state(ctx: Context) -> tuple:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -17,18 +16,12 @@ from leverloop.simulator import SimConfig, simulate
 from leverloop.simulator.replay import lesson_traffic, replay
 from leverloop.simulator.writer import write_outcomes
 from leverloop.store import configs
+from tests.e2e.artifacts import artifact_keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 CONFIG = SimConfig(seed=5, outcomes=30_000, days=28)
 # the test is about monitoring, not gating: changes above the limits publish by policy
 APPROVE = GatePolicy(on_exceed="approve")
-
-
-async def _artifact_keys() -> set[str]:
-    from prefect.client.orchestration import get_client
-
-    async with get_client() as client:
-        return {a.key for a in await client.read_artifacts() if a.key}
 
 
 def test_monitoring_disables_a_planted_harmful_override(ctx: Context, tmp_path: Path):
@@ -130,4 +123,5 @@ def test_monitoring_disables_a_planted_harmful_override(ctx: Context, tmp_path: 
     ) and "monitoring" in lesson.reason
     assert withdrawn > 0 and still_in_state == 0
     assert telemetry[True] > 0 and telemetry[False] > 0
-    assert {"override-effects", "override-monitoring-summary"} <= asyncio.run(_artifact_keys())
+    wanted = {"override-effects", "override-monitoring-summary"}
+    assert artifact_keys(wanted) == wanted

@@ -397,15 +397,19 @@ def await_approval(ctx: Context, start: loop.RunStart, review: Review) -> Decisi
             "timeout", "timeout", datetime.now(UTC), f"no decision within {timeout}s"
         )
     with ctx.engine.begin() as conn:
-        gate_store.record_decision(
-            conn,
-            start.run_id,
-            decision=decision.decision,
-            decided_by=decision.decided_by,
-            decided_at=decision.decided_at,
-            comment=decision.comment,
-        )
+        _record(conn, start, decision)
     return decision
+
+
+def _record(conn: sa.Connection, start: loop.RunStart, decision: Decision) -> None:
+    gate_store.record_decision(
+        conn,
+        start.run_id,
+        decision=decision.decision,
+        decided_by=decision.decided_by,
+        decided_at=decision.decided_at,
+        comment=decision.comment,
+    )
 
 
 def decide_by_policy(ctx: Context, start: loop.RunStart, review: Review) -> Decision:
@@ -420,14 +424,7 @@ def decide_by_policy(ctx: Context, start: loop.RunStart, review: Review) -> Deci
         gate_store.request_approval(
             conn, start.run_id, None, decision.decided_at, review.verdict.reasons
         )
-        gate_store.record_decision(
-            conn,
-            start.run_id,
-            decision=decision.decision,
-            decided_by=decision.decided_by,
-            decided_at=decision.decided_at,
-            comment=decision.comment,
-        )
+        _record(conn, start, decision)
     return decision
 
 
