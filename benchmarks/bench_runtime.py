@@ -26,7 +26,7 @@ from itertools import combinations
 from typing import Any
 
 import psycopg
-from bench_ingest import scratch_database
+from _common import scratch_database
 
 from leverloop.domain.levers import LEVERS, Family, LeverKind
 from leverloop.domain.pm_config import PmConfig
@@ -278,8 +278,7 @@ def main() -> None:
     big = synthetic_config(args.overrides)
     hot_p50, telemetry_items = bench_hot_path(big, args.calls)
 
-    db, admin = scratch_database()
-    try:
+    with scratch_database("runtime") as db:
         bench_telemetry_writer(db, telemetry_items)
         bench_publish_to_visible(
             db,
@@ -301,11 +300,6 @@ def main() -> None:
             f"{args.overrides:,} overrides, most of them changed each time",
         )
         bench_naive(db, big, args.naive_decisions, hot_p50)
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'drop database if exists "{db.url.database}" with (force)')
-        admin.dispose()
 
 
 if __name__ == "__main__":

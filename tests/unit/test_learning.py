@@ -864,3 +864,30 @@ def test_regime_weights_stay_within_the_bound_when_the_prior_is_outside_it():
     assert {f.regime for f in fits} == {"*", "bull"}
     for f in fits:
         assert all(abs(v) <= policy.bound + 1e-9 for v in f.weights.values())
+
+
+# --- refit: the quiet-pattern baseline of the half-life fits ---------------------------------
+
+
+def test_quiet_deltas_subtract_the_quiet_patterns_mean_without_the_pattern_itself():
+    from leverloop.learning.refit import quiet_deltas
+
+    days = np.arange(4)
+    fading = ("pm", "pm.a", "entry")
+    quiet_1, quiet_2 = ("pm", "pm.b", "entry"), ("pm", "pm.c", "entry")
+    other_segment = ("pm", "pm.d", "exit")
+    parts = {
+        fading: [_daily(fading, "dip", days, [10, 10, 10, 10], [1.0, 0.5, 0.25, 0.125])],
+        quiet_1: [_daily(quiet_1, "dip", days, [10, 30, 10, 10], [0.1, 0.2, 0.1, 0.1])],
+        quiet_2: [_daily(quiet_2, "dip", days, [30, 10, 10, 10], [0.3, 0.0, 0.1, 0.1])],
+        other_segment: [_daily(other_segment, "dip", days, [50] * 4, [5.0] * 4)],
+    }
+    out = quiet_deltas(parts, {quiet_1, quiet_2, other_segment})
+    # the fading pattern against both quiet ones (weighted by their outcomes that day)
+    np.testing.assert_allclose(
+        out[(fading, "dip")], [1.0 - 0.25, 0.5 - 0.15, 0.25 - 0.1, 0.125 - 0.1]
+    )
+    # a quiet pattern against the *other* quiet one only, never against itself
+    np.testing.assert_allclose(out[(quiet_1, "dip")], [0.1 - 0.3, 0.2 - 0.0, 0.0, 0.0])
+    # alone in its segment: no baseline, so no days (NaN) rather than a delta against itself
+    assert np.isnan(out[(other_segment, "dip")]).all()
