@@ -18,6 +18,7 @@ from datetime import timedelta
 from _common import scratch_database
 
 from leverloop.domain.engine import EnginePolicy, run_engine
+from leverloop.domain.levers import REGISTRY, LeverKind
 from leverloop.pipeline.context import Context
 from leverloop.pipeline.dbt import DbtVars, build_marts
 from leverloop.settings import get_settings
@@ -100,6 +101,25 @@ def main() -> None:
             f"|daily - hourly| over common levers: max {values[0]:.4f}, "
             f"p99 {values[int(0.01 * len(values))]:.4f}, mean {sum(values) / len(values):.5f}"
         )
+        by_kind: dict[str, list[float]] = {}
+        published_bar_gaps = []
+        for gap, (lesson, lever) in gaps:
+            kind = REGISTRY[lever].kind.value
+            by_kind.setdefault(kind, []).append(gap)
+            if REGISTRY[lever].kind is LeverKind.BARS:
+                published = REGISTRY[lever].clamp
+                published_bar_gaps.append(
+                    abs(published(a[(lesson, lever)]) - published(b[(lesson, lever)]))
+                )
+        for kind, values in sorted(by_kind.items()):
+            print(
+                f"  {kind:11} {len(values):4} levers: max |gap| {max(values):.4f}, mean {sum(values) / len(values):.5f}"
+            )
+        if published_bar_gaps:
+            differ = sum(1 for g in published_bar_gaps if g > 0)
+            print(
+                f"  bar levers as published (whole bars): {differ} of {len(published_bar_gaps)} differ"
+            )
         for gap, (lesson, lever) in gaps[:5]:
             print(
                 f"  {gap:.4f}  {lever:28} {lesson}  daily {a[(lesson, lever)]:.4f} hourly {b[(lesson, lever)]:.4f}"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from bench_ingest import scratch_database
+from _common import scratch_database
 
 from leverloop.pipeline.context import Context
 from leverloop.quality.gx import validate_inputs, windows_of
@@ -31,8 +31,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--bad", type=int, default=500)
     args = parser.parse_args()
-    db, admin = scratch_database()
-    try:
+    with scratch_database("gates") as db:
         sim = simulate(SimConfig(seed=1, outcomes=args.rows, days=56))
         write_outcomes(db.engine, sim)
         with db.engine.begin() as conn:
@@ -80,10 +79,6 @@ def main() -> None:
             f"SQL quarantine of the batch: {quarantine:.2f} s, moved "
             f"{sum(m.moved for m in moved.values()):,} rows = {rows / quarantine:,.0f} rows/s checked"
         )
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'drop database if exists "{db.url.database}" with (force)')
 
 
 if __name__ == "__main__":

@@ -589,3 +589,36 @@ def test_database_urls_and_home_for_the_runtime(tmp_path, monkeypatch: pytest.Mo
     monkeypatch.setenv("LEVERLOOP_HOME", str(tmp_path))
     assert runtime_dir() == tmp_path / "runtime"
     assert runtime_dir(tmp_path / "x") == tmp_path / "x" / "runtime"
+
+
+def test_the_loader_checks_the_whole_config_without_revalidating_reused_entries():
+    """Entries are validated one by one; what PmConfig checks across them (unique keys, flags,
+    no unknown top-level keys) still rejects a bad version."""
+    import json
+
+    from leverloop.runtime.watcher import Fetched, VersionLoader
+
+    entry = {
+        "pattern_key": "pm.uptrend.S1.buy_flag",
+        "action_category": "entry",
+        "scope": {"regime": "dip"},
+        "levers": {"size_mult": 1.2},
+        "lesson": {"id": "ls_a", "strength": 0.5, "decay_halflife_hours": 720, "enabled": True},
+    }
+    text = json.dumps(entry)
+
+    def fetched(rest: dict, entries: list[str]) -> Fetched:
+        return Fetched(
+            1, "h", json.dumps(rest), [("pattern_strength_overrides", t) for t in entries]
+        )
+
+    loader = VersionLoader()
+    ok = loader.load(fetched({"learning_overrides_enabled": False}, [text]))
+    assert ok.index.enabled is False
+    loader.keep(ok)
+    with pytest.raises(ValueError, match="appears twice"):
+        loader.load(fetched({}, [text, text]))  # both entries come from the cache
+    with pytest.raises(ValueError, match="surprise"):
+        loader.load(fetched({"surprise": 1}, [text]))
+    with pytest.raises(ValueError):
+        loader.load(fetched({"learning_overrides_enabled_regimes": "dip"}, [text]))

@@ -186,13 +186,17 @@ class VersionLoader:
             sections[key[0]].append(cached[0])
             if cached[1] is not None:
                 compiled.append(cached[1])
-        config = PmConfig.model_validate({**sections, **rest})
+        # the rest of the payload (schema version, flags, no unknown keys) and the unique keys:
+        # what PmConfig checks beyond its entries, without validating every entry again
+        head = PmConfig.model_validate(rest)
+        for models in sections.values():
+            PmConfig._unique_keys(models)
         index = build_index(
             compiled,
             version=fetched.version,
             content_hash=fetched.content_hash,
-            enabled=config.learning_overrides_enabled,
-            regimes=config.learning_overrides_enabled_regimes,
+            enabled=head.learning_overrides_enabled,
+            regimes=head.learning_overrides_enabled_regimes,
         )
         return Loaded(fetched, index, entries, rest)
 
