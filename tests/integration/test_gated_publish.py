@@ -5,38 +5,22 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from leverloop.domain.pm_config import PmConfig
 from leverloop.pipeline.publish import RunInProgress, database_lock
 from leverloop.store import configs
 from leverloop.store.database import Database
-
-
-def _config(size: float) -> PmConfig:
-    return PmConfig.model_validate(
-        {
-            "pattern_strength_overrides": [
-                {
-                    "pattern_key": "pm.a",
-                    "action_category": "entry",
-                    "scope": {},
-                    "levers": {"size_mult": size},
-                    "lesson": {"id": "ls_a", "strength": 0.4, "decay_halflife_hours": 720},
-                }
-            ]
-        }
-    )
+from tests.integration.configs import one_lever_config
 
 
 def test_shadow_versions_are_stored_but_never_current_nor_notified(database: Database):
     listener = psycopg.connect(database.libpq_dsn(), autocommit=True)
     listener.execute(f"listen {configs.NOTIFY_CHANNEL}")
     with database.engine.begin() as conn:
-        v1 = configs.publish(conn, _config(1.1), run_id="r1")
+        v1 = configs.publish(conn, one_lever_config(1.1), run_id="r1")
     with database.engine.begin() as conn:
-        v2 = configs.publish(conn, _config(1.2), run_id="r2", shadow=True, parent=1)
+        v2 = configs.publish(conn, one_lever_config(1.2), run_id="r2", shadow=True, parent=1)
     with database.engine.begin() as conn:
-        again = configs.publish(conn, _config(1.2), run_id="r3", shadow=True, parent=1)
-        same_as_current = configs.publish(conn, _config(1.1), run_id="r3", shadow=True)
+        again = configs.publish(conn, one_lever_config(1.2), run_id="r3", shadow=True, parent=1)
+        same_as_current = configs.publish(conn, one_lever_config(1.1), run_id="r3", shadow=True)
     assert (v1, v2, again, same_as_current) == (1, 2, None, None)
     with database.engine.connect() as conn:
         assert configs.current(conn).version == 1
@@ -48,10 +32,10 @@ def test_shadow_versions_are_stored_but_never_current_nor_notified(database: Dat
 
 def test_publishing_against_a_stale_parent_fails_and_changes_nothing(database: Database):
     with database.engine.begin() as conn:
-        configs.publish(conn, _config(1.1), run_id="r1")
+        configs.publish(conn, one_lever_config(1.1), run_id="r1")
     stale = pytest.raises(configs.PublishConflict, match="current pm_config is v1, not none")
     with stale, database.engine.begin() as conn:
-        configs.publish(conn, _config(1.3), run_id="r2", parent=None)
+        configs.publish(conn, one_lever_config(1.3), run_id="r2", parent=None)
     with database.engine.connect() as conn:
         assert [v.version for v in configs.history(conn)] == [1]
 

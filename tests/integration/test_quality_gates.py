@@ -8,11 +8,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from leverloop.domain.pm_config import PmConfig
 from leverloop.pipeline.context import Context
 from leverloop.quality.gx import data_docs_index, lever_rows, validate_inputs, validate_output
 from leverloop.store import gates as gate_store
 from leverloop.store import runs
+from tests.integration.configs import one_lever_config
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 DAY0 = NOW - timedelta(days=20)
@@ -133,28 +133,14 @@ def test_rr_all_nan_and_future_rows_stop_the_run_a_few_bad_rows_do_not(ctx: Cont
     assert "not_in_future" in _checks(report)  # the clock says the batch closes tomorrow
 
 
-def _config(size: float) -> PmConfig:
-    return PmConfig.model_validate(
-        {
-            "pattern_strength_overrides": [
-                {
-                    "pattern_key": "pm.a",
-                    "action_category": "entry",
-                    "scope": {},
-                    "levers": {"size_mult": size},
-                    "lesson": {"id": "ls_a", "strength": 0.4, "decay_halflife_hours": 720},
-                }
-            ]
-        }
-    )
-
-
 def test_output_gate_blocks_invalid_levers_and_warns_on_big_steps(ctx: Context):
-    big_step = validate_output(ctx, "r1", lever_rows("r1", _config(1.3), _config(1.1)))
+    big_step = validate_output(
+        ctx, "r1", lever_rows("r1", one_lever_config(1.3), one_lever_config(1.1))
+    )
     assert not big_step.blocked
     assert [f.check for f in big_step.failures] == ["max_step"]
 
-    rows = lever_rows("r2", _config(1.3), None)
+    rows = lever_rows("r2", one_lever_config(1.3), None)
     rows += [
         {**rows[0], "value": 1.7},  # out of its registry bounds
         {**rows[0], "value": float("nan")},
