@@ -7,7 +7,6 @@ and the next run completes normally; two runs triggered together publish exactly
 from __future__ import annotations
 
 import signal
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from leverloop.simulator import SimConfig, simulate
 from leverloop.simulator.writer import write_outcomes
 from leverloop.store import configs
 from tests.e2e import loop_process
+from tests.e2e.prefect_api import wait_for_paused_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 SIM = SimConfig(seed=3, outcomes=12_000, days=28)
@@ -91,22 +91,8 @@ def _insert_bad_rows(ctx: Context, tag: str, when) -> None:
 
 
 def _kill_when_paused(ctx: Context, process, timeout: float = 180) -> None:
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.is_alive():
-        with ctx.engine.connect() as conn:
-            flow_run_id = conn.execute(
-                sa.text("select flow_run_id from leverloop.approvals where decision is null")
-            ).scalar()
-        if flow_run_id:
-            with get_client(sync_client=True) as client:
-                state = client.read_flow_run(flow_run_id).state
-            if state is not None and state.is_paused():
-                process.kill()
-                return
-        time.sleep(0.5)
-    raise AssertionError("the run never paused for approval")
+    wait_for_paused_run(ctx, timeout=timeout, alive=process.is_alive)
+    process.kill()
 
 
 def test_a_kill_at_every_step_keeps_the_last_committed_config_and_the_next_run_recovers(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from leverloop.pipeline.context import Context
 from leverloop.simulator import SimConfig, simulate
 from leverloop.simulator.writer import write_outcomes
 from leverloop.store import configs
+from tests.e2e.prefect_api import wait_for_paused_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 SIM = SimConfig(seed=5, outcomes=12_000, days=28)
@@ -173,23 +173,11 @@ def test_a_few_bad_rows_are_quarantined_and_the_good_rows_publish(ctx: Context, 
 
 def _resume_when_paused(ctx: Context, answer: dict[str, Any], *, timeout: float = 120) -> str:
     """Wait for the run's approval request and answer it through Prefect's API."""
-    from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with ctx.engine.connect() as conn:
-            flow_run_id = conn.execute(
-                sa.text("select flow_run_id from leverloop.approvals where decision is null")
-            ).scalar()
-        if flow_run_id:
-            with get_client(sync_client=True) as client:
-                state = client.read_flow_run(flow_run_id).state
-            if state is not None and state.is_paused():
-                resume_flow_run(flow_run_id, run_input=answer)
-                return flow_run_id
-        time.sleep(0.5)
-    raise AssertionError("the run never paused for approval")
+    flow_run_id = wait_for_paused_run(ctx, timeout=timeout)
+    resume_flow_run(flow_run_id, run_input=answer)
+    return flow_run_id
 
 
 def _run_in_thread(**kwargs) -> tuple[threading.Thread, dict[str, Any]]:

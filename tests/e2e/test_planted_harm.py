@@ -16,7 +16,7 @@ from leverloop.simulator import SimConfig, simulate
 from leverloop.simulator.replay import lesson_traffic, replay
 from leverloop.simulator.writer import write_outcomes
 from leverloop.store import configs
-from tests.e2e.artifacts import artifact_keys
+from tests.e2e.prefect_api import artifact_keys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("prefect_server")]
 CONFIG = SimConfig(seed=5, outcomes=30_000, days=28)
